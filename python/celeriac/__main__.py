@@ -1,0 +1,7 @@
+"""``python -m celeriac`` is ``python -m celeriac.runner``."""
+
+import sys
+
+from .runner import main
+
+sys.exit(main())
