@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "V6__limits",
         include_str!("../../migrations/V6__limits.sql"),
     ),
+    (
+        "V7__lock_attempts",
+        include_str!("../../migrations/V7__lock_attempts.sql"),
+    ),
 ];
 
 /// What `migrate` found and did.

@@ -598,10 +598,18 @@ async fn locks_fence_expire_and_refuse_stale_holders() {
 async fn locks_exclude_across_processes() {
     let db = TestDb::new().await;
     db.exec("CREATE TABLE held (token bigint, who int, at timestamptz DEFAULT clock_timestamp(), what text)").await;
+    // Waiting out the 30 s without the lock is the failure this test looks for: say so.
+    db.exec(
+        "CREATE FUNCTION must_acquire() RETURNS bigint LANGUAGE plpgsql AS $$ \
+         DECLARE t bigint := celeriac.lock_acquire('shared', 30, wait => 30); \
+         BEGIN IF t IS NULL THEN RAISE EXCEPTION 'lock not acquired within 30 s'; END IF; \
+         RETURN t; END $$",
+    )
+    .await;
     // Eight psql processes contend for one lock, each holding it for 100 ms.
     let script = |who: u32| {
         format!(
-            "SELECT celeriac.lock_acquire('shared', 30, wait => 30) AS tok \\gset\n\
+            "SELECT must_acquire() AS tok \\gset\n\
              INSERT INTO held (token, who, what) VALUES (:tok, {who}, 'in');\n\
              SELECT pg_sleep(0.1);\n\
              INSERT INTO held (token, who, what) VALUES (:tok, {who}, 'out');\n\
@@ -660,6 +668,73 @@ async fn locks_exclude_across_processes() {
         })
         .collect();
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens {tokens:?}");
+}
+
+/// A failed attempt inside a longer transaction must not keep the lock row locked: in READ
+/// COMMITTED an UPDATE that waited for a concurrent acquirer locks the row's new version before
+/// re-checking it, and (before V7) kept that lock when the re-check failed, so the winner could
+/// not release until the loser's transaction ended (which stalled `lock_acquire`'s waiters).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_race_leaves_no_row_lock_behind() {
+    use sqlx::{Connection, PgConnection};
+    let db = TestDb::new().await;
+    let mut winner = PgConnection::connect(&db.url).await.unwrap();
+    let mut loser = PgConnection::connect(&db.url).await.unwrap();
+    // The row exists and is free.
+    let t: i64 = db.scalar("SELECT celeriac.lock_try('race', 30)").await;
+    let _: bool = db
+        .scalar(&format!("SELECT celeriac.lock_release('race', {t})"))
+        .await;
+
+    sqlx::query("BEGIN").execute(&mut winner).await.unwrap();
+    let won: i64 = sqlx::query_scalar("SELECT celeriac.lock_try('race', 30)")
+        .fetch_one(&mut winner)
+        .await
+        .unwrap();
+    let loser_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut loser)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut loser).await.unwrap();
+    let attempt = tokio::spawn(async move {
+        let got: Option<i64> = sqlx::query_scalar("SELECT celeriac.lock_try('race', 30)")
+            .fetch_one(&mut loser)
+            .await
+            .unwrap();
+        (got, loser)
+    });
+    // The loser's UPDATE waits for the winner's transaction.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: bool = db
+            .scalar(&format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {loser_pid} AND wait_event_type = 'Lock')"
+            ))
+            .await;
+        if waiting {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loser never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut winner).await.unwrap();
+    let (got, mut loser) = attempt.await.unwrap();
+    assert_eq!(got, None, "the lock was taken");
+    // The loser's transaction is still open; the winner must still be able to release.
+    sqlx::query("SET lock_timeout = '5s'")
+        .execute(&mut winner)
+        .await
+        .unwrap();
+    let released: bool = sqlx::query_scalar("SELECT celeriac.lock_release('race', $1)")
+        .bind(won)
+        .fetch_one(&mut winner)
+        .await
+        .expect("release blocked by the loser's open transaction");
+    assert!(released);
+    sqlx::query("ROLLBACK").execute(&mut loser).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
