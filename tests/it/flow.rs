@@ -676,10 +676,9 @@ async fn locks_exclude_across_processes() {
 /// not release until the loser's transaction ended (which stalled `lock_acquire`'s waiters).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_race_leaves_no_row_lock_behind() {
-    use sqlx::{Connection, PgConnection};
     let db = TestDb::new().await;
-    let mut winner = PgConnection::connect(&db.url).await.unwrap();
-    let mut loser = PgConnection::connect(&db.url).await.unwrap();
+    let mut winner = db.conn().await;
+    let mut loser = db.conn().await;
     // The row exists and is free.
     let t: i64 = db.scalar("SELECT celeriac.lock_try('race', 30)").await;
     let _: bool = db
@@ -704,22 +703,13 @@ async fn a_lost_race_leaves_no_row_lock_behind() {
         (got, loser)
     });
     // The loser's UPDATE waits for the winner's transaction.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: bool = db
-            .scalar(&format!(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {loser_pid} AND wait_event_type = 'Lock')"
-            ))
-            .await;
-        if waiting {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the loser never waited"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waiting = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {loser_pid} AND wait_event_type = 'Lock')"
+    );
+    eventually(Duration::from_secs(10), "the loser to wait", || async {
+        db.scalar::<bool>(&waiting).await.then_some(())
+    })
+    .await;
     sqlx::query("COMMIT").execute(&mut winner).await.unwrap();
     let (got, mut loser) = attempt.await.unwrap();
     assert_eq!(got, None, "the lock was taken");
